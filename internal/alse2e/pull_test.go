@@ -1,0 +1,255 @@
+// Package alse2e holds end-to-end tests: pulls from a registry on loopback into overlay storage
+// through an Additional Layer Store. They use only c/image’s public API, so that
+// `make test-pristine` can run them against pristine upstream too.
+package alse2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.podman.io/image/v5/internal/alspull"
+	"go.podman.io/image/v5/internal/alstest"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/reexec"
+)
+
+// keyEnv is the fork’s knob. It is spelled out here, not imported, because these tests must
+// build against pristine upstream.
+const keyEnv = "CONTAINERS_ADDITIONAL_LAYER_STORE_KEY"
+
+// alsLabel is how the progress output marks a layer taken from the Additional Layer Store.
+const alsLabel = "skipped: already exists (from additional layer store)"
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	// Keep the tests independent of storage.conf on the machine.
+	os.Setenv("CONTAINERS_STORAGE_CONF", "/dev/null")
+	// c/storage warns on every use and release of a plain directory store, which does not
+	// track use; the tests assert on outcomes, not on log lines.
+	logrus.SetLevel(logrus.ErrorLevel)
+	os.Exit(m.Run())
+}
+
+// pullSetup is a registry serving one image, an Additional Layer Store and an overlay store.
+type pullSetup struct {
+	img      *alstest.Image
+	registry *alstest.Registry
+	ref      string // The reference pulled, without transport.
+	alsRoot  string
+	withRef  bool
+	store    storage.Store
+}
+
+func newPullSetup(t *testing.T, specs []alstest.LayerSpec, withRef bool) *pullSetup {
+	if os.Geteuid() != 0 {
+		t.Skip("the overlay driver with an Additional Layer Store needs root")
+	}
+	img, err := alstest.BuildImage(specs)
+	require.NoError(t, err)
+	registry, err := alstest.StartRegistry()
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, registry.Close()) })
+	registry.Put("als/e2e", "v1", img)
+	dir := t.TempDir()
+	s := &pullSetup{
+		img:      img,
+		registry: registry,
+		ref:      registry.Addr() + "/als/e2e:v1",
+		alsRoot:  filepath.Join(dir, "als"),
+		withRef:  withRef,
+	}
+	require.NoError(t, os.Mkdir(s.alsRoot, 0o755))
+	s.store, err = alspull.NewStore(filepath.Join(dir, "store"), s.alsRoot, withRef)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := s.store.Shutdown(true)
+		assert.NoError(t, err)
+	})
+	return s
+}
+
+// fill puts every layer of the image into the store, under its layer digest, or its TOC digest
+// if byTOC.
+func (s *pullSetup) fill(t *testing.T, byTOC bool) {
+	ref := ""
+	if s.withRef {
+		ref = s.ref
+	}
+	for i := range s.img.Layers {
+		l := &s.img.Layers[i]
+		key := l.Digest
+		if byTOC {
+			key = l.TOCDigest
+		}
+		_, err := alstest.WriteALSEntry(s.alsRoot, ref, key, l, alstest.EntryOptions{})
+		require.NoError(t, err)
+	}
+}
+
+// entry returns the entry a lookup of key reads.
+func (s *pullSetup) entry(key string) string {
+	if s.withRef {
+		return filepath.Join(s.alsRoot, alstest.RefDir(s.ref), key)
+	}
+	return filepath.Join(s.alsRoot, key)
+}
+
+// denyLayers makes the registry answer 404 for every layer blob, so that only the Additional
+// Layer Store can provide them.
+func (s *pullSetup) denyLayers() {
+	for _, l := range s.img.Layers {
+		s.registry.DenyBlobs(l.Digest)
+	}
+}
+
+// pull pulls the image and returns where each layer came from. If progress is not nil, the
+// copy writes its progress bars to a terminal and progress collects what they showed.
+func (s *pullSetup) pull(t *testing.T, progress *string) []alspull.Origin {
+	var w io.Writer
+	if progress != nil {
+		term := newTerminal(t)
+		defer func() { *progress = term.close(t) }()
+		w = term.tty
+	}
+	img, err := alspull.Pull(context.Background(), s.store, s.ref, w)
+	require.NoError(t, err)
+	origins, err := alspull.Origins(s.store, img)
+	require.NoError(t, err)
+	require.Len(t, origins, len(s.img.Layers))
+	return origins
+}
+
+// checkFiles reads every regular file of the image through the mounted top layer.
+func (s *pullSetup) checkFiles(t *testing.T, top string) {
+	want := map[string][]byte{}
+	for _, l := range s.img.Layers {
+		for _, f := range l.Spec.Files {
+			if !f.Dir && f.Symlink == "" {
+				want[strings.TrimPrefix(f.Path, "/")] = f.Content
+			}
+		}
+	}
+	var paths []string
+	for p := range want {
+		paths = append(paths, p)
+	}
+	got, err := alspull.ReadFiles(s.store, top, paths)
+	require.NoError(t, err)
+	for p, content := range want {
+		assert.Equal(t, content, got[p], p)
+	}
+}
+
+func gzipLayers() []alstest.LayerSpec { return alstest.DemoLayers() }
+
+func zstdChunkedLayers() []alstest.LayerSpec {
+	specs := alstest.DemoLayers()[:3] // zstd:chunked layers cannot hold one path twice
+	for i := range specs {
+		specs[i].Compression = alstest.ZstdChunked
+	}
+	return specs
+}
+
+// TestPullByLayerDigest pulls images whose layer blobs the registry no longer has, from an
+// Additional Layer Store keyed by layer digest. Upstream since v5.31 never asks the store by
+// layer digest, so there these pulls fail fetching the first layer blob.
+func TestPullByLayerDigest(t *testing.T) {
+	for _, c := range []struct {
+		knob    string
+		zstd    bool
+		withRef bool
+	}{
+		{"", false, false},
+		{"", false, true},
+		{"auto", false, true},
+		{"layer", false, false},
+		{"layer", true, false}, // zstd:chunked, its TOC ignored
+		{"layer", true, true},
+	} {
+		t.Run("", func(t *testing.T) {
+			t.Setenv(keyEnv, c.knob)
+			specs := gzipLayers()
+			if c.zstd {
+				specs = zstdChunkedLayers()
+			}
+			s := newPullSetup(t, specs, c.withRef)
+			s.fill(t, false)
+			s.denyLayers()
+
+			var progress string
+			origins := s.pull(t, &progress)
+			for i, o := range origins {
+				l := s.img.Layers[i]
+				assert.Equal(t, s.entry(l.Digest.String()), o.ALSEntry, "layer %d", i)
+				assert.Equal(t, l.DiffID, o.Layer.UncompressedDigest, "layer %d", i)
+				assert.Equal(t, l.Digest, o.Layer.CompressedDigest, "layer %d", i)
+				assert.Empty(t, o.Layer.TOCDigest, "layer %d", i)
+			}
+			assert.Zero(t, s.registry.LayerBytesServed(s.img))
+			var labelled []string
+			for _, l := range s.img.Layers {
+				prefix := "Copying blob " + l.Digest.Encoded()[:12]
+				if strings.Contains(progress, prefix+" "+alsLabel) {
+					labelled = append(labelled, prefix)
+				}
+			}
+			assert.Len(t, labelled, len(specs), "progress output: %q", progress)
+			s.checkFiles(t, origins[len(origins)-1].Layer.ID)
+		})
+	}
+}
+
+// TestPullCompatTOCDigest checks that a zstd:chunked image keeps upstream’s behaviour under the
+// default knob: its layers come from a store keyed by TOC digest, identified by TOC digest.
+// It passes on pristine upstream as well.
+func TestPullCompatTOCDigest(t *testing.T) {
+	for _, withRef := range []bool{false, true} {
+		t.Run("", func(t *testing.T) {
+			t.Setenv(keyEnv, "")
+			s := newPullSetup(t, zstdChunkedLayers(), withRef)
+			s.fill(t, true)
+			s.denyLayers()
+
+			origins := s.pull(t, nil)
+			for i, o := range origins {
+				l := s.img.Layers[i]
+				assert.Equal(t, s.entry(l.TOCDigest.String()), o.ALSEntry, "layer %d", i)
+				assert.Equal(t, l.TOCDigest, o.Layer.TOCDigest, "layer %d", i)
+			}
+			assert.Zero(t, s.registry.LayerBytesServed(s.img))
+			s.checkFiles(t, origins[len(origins)-1].Layer.ID)
+		})
+	}
+}
+
+// TestPullCompatNotInStore checks that images whose layers the store lacks are pulled from the
+// registry as upstream pulls them. It passes on pristine upstream as well.
+func TestPullCompatNotInStore(t *testing.T) {
+	for _, zstd := range []bool{false, true} {
+		t.Run("", func(t *testing.T) {
+			t.Setenv(keyEnv, "")
+			specs := gzipLayers()
+			if zstd {
+				specs = zstdChunkedLayers()
+			}
+			s := newPullSetup(t, specs, false)
+
+			origins := s.pull(t, nil)
+			for i, o := range origins {
+				assert.Empty(t, o.ALSEntry, "layer %d", i)
+				assert.Equal(t, s.img.Layers[i].DiffID, o.Layer.UncompressedDigest, "layer %d", i)
+			}
+			assert.NotZero(t, s.registry.LayerBytesServed(s.img))
+			s.checkFiles(t, origins[len(origins)-1].Layer.ID)
+		})
+	}
+}
