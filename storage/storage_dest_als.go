@@ -129,9 +129,9 @@ func (s *storageImageDestination) additionalLayerStoreLookupFor(blobDigest diges
 // that TOC digest for the layer and so let later TOC-based lookups deduplicate against a layer
 // whose contents nobody matched to that TOC.
 //
-// Any failure other than “not found” is logged as a warning and reported as (false, …), so that
-// the layer is pulled normally: such layers were never taken from an Additional Layer Store by
-// upstream since v5.31, and a broken store must not break their pulls.
+// Any failure other than “not found” is logged as a warning and reported as (false, …), so
+// that the layer is pulled normally: upstream has not taken such layers from an Additional
+// Layer Store since v5.31, and a broken store must not break their pulls.
 //
 // The caller must hold s.lock; lookup.key must be alsKeyLayerDigest.
 func (s *storageImageDestination) tryReusingAdditionalLayerByLayerDigestLocked(

@@ -77,7 +77,8 @@ type alsLookups struct {
 	warns  []string
 }
 
-var alsMissPattern = regexp.MustCompile(`failed to stat additional layer: \w+ (\S+)/(diff|info|blob): `)
+var alsMissPattern = regexp.MustCompile(
+	`failed to stat additional layer: \w+ (\S+)/(diff|info|blob): `)
 
 func (h *alsLookups) Levels() []logrus.Level { return logrus.AllLevels }
 
@@ -142,6 +143,7 @@ func TestStorageImageDestinationTryReusingBlobWithOptionsAdditionalLayerStore(t 
 	}})
 	require.NoError(t, err)
 	otherDigest := digest.FromString("another blob")
+	byLayer, byTOC := []string{"layer"}, []string{"toc"}
 	srcRef, err := reference.ParseNormalizedNamed("registry.example/als/test:v1")
 	require.NoError(t, err)
 
@@ -159,28 +161,26 @@ func TestStorageImageDestinationTryReusingBlobWithOptionsAdditionalLayerStore(t 
 		reused, fails, warns     bool
 		id                       string
 	}{
-		{knob: "", at: "layer", lookups: []string{"layer"}, reused: true, id: "diffid"},
-		{knob: "auto", at: "layer", lookups: []string{"layer"}, reused: true, id: "diffid"},
-		{knob: "auto", at: "layer", ref: true, lookups: []string{"layer"}, reused: true, id: "diffid"},
-		{knob: "layer", at: "layer", lookups: []string{"layer"}, reused: true, id: "diffid"},
-		{knob: "toc", at: "layer"},                         // upstream’s behaviour
-		{knob: "auto", at: "", lookups: []string{"layer"}}, // a miss
-		{knob: "auto", at: "toc", toc: true, lookups: []string{"toc"}, reused: true, id: "toc"},
-		{knob: "auto", at: "layer", toc: true, lookups: []string{"toc"}}, // no fallback
-		{knob: "auto", at: "both", toc: true, lookups: []string{"toc"}, reused: true, id: "toc"},
-		{knob: "toc", at: "both", toc: true, lookups: []string{"toc"}, reused: true, id: "toc"},
-		{knob: "layer", at: "both", toc: true, lookups: []string{"layer"}, reused: true, id: "diffid"},
-		{knob: "layer", at: "toc", toc: true, lookups: []string{"layer"}}, // no fallback either
-		{knob: "layer", at: "layer", toc: true, ref: true, lookups: []string{"layer"}, reused: true,
-			id: "diffid"},
-		{knob: "auto", at: "layer", info: "diffid", lookups: []string{"layer"}, warns: true},
-		{knob: "auto", at: "layer", info: "compressed", lookups: []string{"layer"}, warns: true},
-		{knob: "auto", at: "layer", info: "size", lookups: []string{"layer"}, warns: true},
-		{knob: "auto", at: "layer", info: "nodiffid", lookups: []string{"layer"}, warns: true},
-		{knob: "auto", at: "layer", info: "nocompressed", lookups: []string{"layer"}, warns: true},
-		{knob: "layer", at: "layer", toc: true, info: "claimtoc", lookups: []string{"layer"},
-			warns: true},
-		{knob: "auto", at: "layer", info: "malformed", lookups: []string{"layer"}, warns: true},
+		{knob: "", at: "layer", lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "auto", at: "layer", lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "auto", at: "layer", ref: true, lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "layer", at: "layer", lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "toc", at: "layer"},               // upstream’s behaviour
+		{knob: "auto", at: "", lookups: byLayer}, // a miss
+		{knob: "auto", at: "toc", toc: true, lookups: byTOC, reused: true, id: "toc"},
+		{knob: "auto", at: "layer", toc: true, lookups: byTOC}, // no fallback
+		{knob: "auto", at: "both", toc: true, lookups: byTOC, reused: true, id: "toc"},
+		{knob: "toc", at: "both", toc: true, lookups: byTOC, reused: true, id: "toc"},
+		{knob: "layer", at: "both", toc: true, lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "layer", at: "toc", toc: true, lookups: byLayer}, // no fallback either
+		{knob: "layer", at: "layer", toc: true, ref: true, lookups: byLayer, reused: true, id: "diffid"},
+		{knob: "auto", at: "layer", info: "diffid", lookups: byLayer, warns: true},
+		{knob: "auto", at: "layer", info: "compressed", lookups: byLayer, warns: true},
+		{knob: "auto", at: "layer", info: "size", lookups: byLayer, warns: true},
+		{knob: "auto", at: "layer", info: "nodiffid", lookups: byLayer, warns: true},
+		{knob: "auto", at: "layer", info: "nocompressed", lookups: byLayer, warns: true},
+		{knob: "layer", at: "layer", toc: true, info: "claimtoc", lookups: byLayer, warns: true},
+		{knob: "auto", at: "layer", info: "malformed", lookups: byLayer, warns: true},
 		{knob: "auto", at: "layer", noIndex: true},             // not a layer of an image
 		{knob: "auto", at: "layer", noRef: true},               // e.g. an oci: layout
 		{knob: "auto", at: "layer", noDiffID: true},            // no identity to give it
@@ -229,8 +229,10 @@ func TestStorageImageDestinationTryReusingBlobWithOptionsAdditionalLayerStore(t 
 			dest, err := newImageDestination(nil, *ref)
 			require.NoError(t, err)
 			defer dest.Close()
-			config := &imgspecv1.Image{RootFS: imgspecv1.RootFS{Type: "layers",
-				DiffIDs: []digest.Digest{layer.DiffID}}}
+			config := &imgspecv1.Image{RootFS: imgspecv1.RootFS{
+				Type:    "layers",
+				DiffIDs: []digest.Digest{layer.DiffID},
+			}}
 			if c.noDiffID {
 				config.RootFS.DiffIDs = nil
 			}
@@ -287,8 +289,10 @@ func TestStorageImageDestinationTryReusingBlobWithOptionsAdditionalLayerStore(t 
 				assert.Equal(t, layer.Digest, committed.CompressedDigest)
 				assert.Empty(t, committed.TOCDigest)
 			case "toc":
-				assert.Equal(t, layerID("", trustedLayerIdentityData{layerIdentifiedByTOC: true,
-					tocDigest: layer.TOCDigest}), committed.ID)
+				assert.Equal(t, layerID("", trustedLayerIdentityData{
+					layerIdentifiedByTOC: true,
+					tocDigest:            layer.TOCDigest,
+				}), committed.ID)
 				assert.Equal(t, layer.TOCDigest, committed.TOCDigest)
 			}
 		})

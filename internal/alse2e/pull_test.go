@@ -80,12 +80,17 @@ func newPullSetup(t *testing.T, specs []alstest.LayerSpec, withRef bool) *pullSe
 // fill puts every layer of the image into the store, under its layer digest, or its TOC digest
 // if byTOC.
 func (s *pullSetup) fill(t *testing.T, byTOC bool) {
+	s.fillLayers(t, byTOC, s.img.Layers)
+}
+
+// fillLayers puts layers into the store, under their layer digests, or TOC digests if byTOC.
+func (s *pullSetup) fillLayers(t *testing.T, byTOC bool, layers []alstest.Layer) {
 	ref := ""
 	if s.withRef {
 		ref = s.ref
 	}
-	for i := range s.img.Layers {
-		l := &s.img.Layers[i]
+	for i := range layers {
+		l := &layers[i]
 		key := l.Digest
 		if byTOC {
 			key = l.TOCDigest
@@ -120,11 +125,16 @@ func (s *pullSetup) pull(t *testing.T, progress *string) []alspull.Origin {
 		defer func() { *progress = term.close(t) }()
 		w = term.tty
 	}
-	img, err := alspull.Pull(context.Background(), s.store, s.ref, w)
+	return s.pullRef(t, s.ref, len(s.img.Layers), w)
+}
+
+// pullRef pulls ref, an image of n layers, writing progress output to w (which may be nil).
+func (s *pullSetup) pullRef(t *testing.T, ref string, n int, w io.Writer) []alspull.Origin {
+	img, err := alspull.Pull(context.Background(), s.store, ref, w)
 	require.NoError(t, err)
 	origins, err := alspull.Origins(s.store, img)
 	require.NoError(t, err)
-	require.Len(t, origins, len(s.img.Layers))
+	require.Len(t, origins, n)
 	return origins
 }
 
@@ -204,6 +214,50 @@ func TestPullByLayerDigest(t *testing.T) {
 			}
 			assert.Len(t, labelled, len(specs), "progress output: %q", progress)
 			s.checkFiles(t, origins[len(origins)-1].Layer.ID)
+		})
+	}
+}
+
+// TestPullByLayerDigestDeduplicates pulls two images that share their lower layers, one after
+// the other: a layer taken from the store by layer digest and a full-pulled layer of the same
+// DiffID are one layer in storage, whichever came first.
+func TestPullByLayerDigestDeduplicates(t *testing.T) {
+	for _, storeFirst := range []bool{true, false} {
+		t.Run("", func(t *testing.T) {
+			t.Setenv(keyEnv, "")
+			specs := gzipLayers()
+			s := newPullSetup(t, specs[:2], false)     // image 1: two layers
+			img2, err := alstest.BuildImage(specs[:3]) // image 2: the same two and a third
+			require.NoError(t, err)
+			s.registry.Put("als/e2e", "v2", img2)
+			ref2 := s.registry.Addr() + "/als/e2e:v2"
+			third := img2.Layers[2:]
+
+			var first []alspull.Origin
+			if storeFirst {
+				s.fill(t, false)
+				s.denyLayers()
+				first = s.pull(t, nil)
+				s.registry.DenyBlobs(third[0].Digest) // image 2 can only take it from the store
+				s.fillLayers(t, false, third)
+			} else {
+				first = s.pull(t, nil) // a full pull: the store is still empty
+				s.fillLayers(t, false, img2.Layers)
+				s.registry.DenyBlobs(img2.Layers[0].Digest, img2.Layers[1].Digest,
+					third[0].Digest)
+			}
+			second := s.pullRef(t, ref2, 3, nil)
+
+			for i := range first {
+				assert.Equal(t, first[i].Layer.ID, second[i].Layer.ID, "layer %d", i)
+				assert.Equal(t, first[i].ALSEntry, second[i].ALSEntry, "layer %d", i)
+				assert.Equal(t, storeFirst, first[i].ALSEntry != "", "layer %d", i)
+			}
+			assert.Equal(t, s.entry(third[0].Digest.String()), second[2].ALSEntry)
+			layers, err := s.store.Layers()
+			require.NoError(t, err)
+			assert.Len(t, layers, 3)
+			s.checkFiles(t, second[2].Layer.ID)
 		})
 	}
 }

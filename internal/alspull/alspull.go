@@ -53,7 +53,7 @@ func Pull(ctx context.Context, store storage.Store, ref string, progress io.Writ
 	if err := copyFromRegistry(ctx, ref, destRef, progress); err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
-	img, err := istorage.Transport.GetStoreImage(store, destRef)
+	_, img, err := istorage.ResolveReference(destRef)
 	if err != nil {
 		return nil, fmt.Errorf("finding the pulled image: %w", err)
 	}

@@ -73,7 +73,7 @@ func pull(ref, alsRoot, dir string) (retErr error) {
 	if err != nil {
 		return err
 	}
-	img, err := istorage.Transport.GetStoreImage(store, destRef)
+	_, img, err := istorage.ResolveReference(destRef)
 	if err != nil {
 		return err
 	}
