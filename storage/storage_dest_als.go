@@ -68,6 +68,45 @@ type additionalLayerStoreLookup struct {
 	// diffID is the config’s DiffID for the layer, the identity a layer found by layer digest gets.
 	// Set only if key == alsKeyLayerDigest; its format has been validated.
 	diffID digest.Digest
+	reason string // Why this key, or why the store is not consulted; for logs and als-inspect.
+}
+
+// decideAdditionalLayerStoreLookup decides how to consult the Additional Layer Store for a layer
+// of an image. hasSrcRef says whether the copy passed a source reference; useTOCDigest whether
+// the layer has a TOC digest that tryReusingBlobAsPending may use. layerDiffID returns the image
+// config’s DiffID for the layer; it is called only if the decision depends on it.
+func decideAdditionalLayerStoreLookup(policy additionalLayerStoreKeyPolicy, hasSrcRef,
+	useTOCDigest bool, layerDiffID func() (digest.Digest, error),
+) additionalLayerStoreLookup {
+	switch {
+	case !hasSrcRef:
+		return additionalLayerStoreLookup{reason: "the source has no Docker reference"}
+	case policy != alsKeyPolicyLayer && useTOCDigest:
+		return additionalLayerStoreLookup{
+			key:    alsKeyTOCDigest,
+			reason: "the layer has a usable TOC digest",
+		}
+	case policy == alsKeyPolicyTOC:
+		return additionalLayerStoreLookup{reason: "the layer has no usable TOC digest and " +
+			AdditionalLayerStoreKeyEnv + "=toc"}
+	}
+	diffID, err := layerDiffID()
+	if err == nil && diffID == "" {
+		err = errors.New("the DiffID is empty")
+	}
+	if err == nil {
+		err = diffID.Validate()
+	}
+	if err != nil {
+		return additionalLayerStoreLookup{
+			reason: fmt.Sprintf("no usable DiffID for the layer in the image config: %v", err),
+		}
+	}
+	reason := "the layer has no usable TOC digest"
+	if policy == alsKeyPolicyLayer {
+		reason = AdditionalLayerStoreKeyEnv + "=layer"
+	}
+	return additionalLayerStoreLookup{key: alsKeyLayerDigest, diffID: diffID, reason: reason}
 }
 
 // additionalLayerStoreLookupFor decides how to consult the Additional Layer Store for the blob
@@ -87,34 +126,17 @@ func (s *storageImageDestination) additionalLayerStoreLookupFor(blobDigest diges
 	if err != nil {
 		return additionalLayerStoreLookup{}, err
 	}
-	if options.SrcRef == nil {
-		logrus.Debugf("Additional Layer Store: not consulted for layer %d (%s): "+
-			"the source has no Docker reference", index, blobDigest)
-		return additionalLayerStoreLookup{}, nil
+	lookup := decideAdditionalLayerStoreLookup(policy, options.SrcRef != nil, useTOCDigest,
+		func() (digest.Digest, error) { return s.untrustedLayerDiffID(index) })
+	switch lookup.key {
+	case alsKeyNone:
+		logrus.Debugf("Additional Layer Store: not consulted for layer %d (%s): %s",
+			index, blobDigest, lookup.reason)
+	case alsKeyTOCDigest:
+		logrus.Debugf("Additional Layer Store: looking up layer %d by TOC digest %s: %s",
+			index, options.TOCDigest, lookup.reason)
 	}
-	if policy != alsKeyPolicyLayer && useTOCDigest {
-		logrus.Debugf("Additional Layer Store: looking up layer %d by TOC digest %s",
-			index, options.TOCDigest)
-		return additionalLayerStoreLookup{key: alsKeyTOCDigest}, nil
-	}
-	if policy == alsKeyPolicyTOC {
-		logrus.Debugf("Additional Layer Store: not consulted for layer %d (%s): "+
-			"no usable TOC digest and %s=toc", index, blobDigest, AdditionalLayerStoreKeyEnv)
-		return additionalLayerStoreLookup{}, nil
-	}
-	diffID, err := s.untrustedLayerDiffID(index)
-	if err == nil && diffID == "" {
-		err = errors.New("the config’s DiffID is empty")
-	}
-	if err == nil {
-		err = diffID.Validate()
-	}
-	if err != nil {
-		logrus.Debugf("Additional Layer Store: not looking up layer %d by layer digest %s: "+
-			"no usable DiffID in the image config: %v", index, blobDigest, err)
-		return additionalLayerStoreLookup{}, nil
-	}
-	return additionalLayerStoreLookup{key: alsKeyLayerDigest, diffID: diffID}, nil
+	return lookup, nil
 }
 
 // tryReusingAdditionalLayerByLayerDigestLocked looks the layer blobDigest (of size bytes, or -1)
@@ -141,8 +163,8 @@ func (s *storageImageDestination) tryReusingAdditionalLayerByLayerDigestLocked(
 	index := *options.LayerIndex
 	store := s.imageRef.transport.store
 	ref := options.SrcRef.String()
-	logrus.Debugf("Additional Layer Store: looking up layer %d by layer digest %s (reference %q)",
-		index, blobDigest, ref)
+	logrus.Debugf("Additional Layer Store: looking up layer %d by layer digest %s: %s",
+		index, blobDigest, lookup.reason)
 	aLayer, err := store.LookupAdditionalLayer(blobDigest, ref)
 	if errors.Is(err, storage.ErrLayerUnknown) {
 		logrus.Debugf("Additional Layer Store: layer %d (%s) not found at %s", index, blobDigest,
@@ -284,13 +306,18 @@ func additionalLayerStores(store storage.Store) []additionalLayerStore {
 			(driver != "" && driver != "overlay" && driver != "overlay2") {
 			continue
 		}
-		for spec := range strings.SplitSeq(value, ",") {
-			root, opts, _ := strings.Cut(spec, ":")
-			res = append(res, additionalLayerStore{
-				root:    filepath.Clean(root),
-				withRef: opts == "ref",
-			})
-		}
+		res = append(res, parseAdditionalLayerStores(value)...)
+	}
+	return res
+}
+
+// parseAdditionalLayerStores parses a value of the overlay driver’s additionallayerstore option,
+// "/path[:ref][,/path[:ref]…]". The driver refuses invalid values before any lookup happens.
+func parseAdditionalLayerStores(value string) []additionalLayerStore {
+	var res []additionalLayerStore
+	for spec := range strings.SplitSeq(value, ",") {
+		root, opts, _ := strings.Cut(spec, ":")
+		res = append(res, additionalLayerStore{root: filepath.Clean(root), withRef: opts == "ref"})
 	}
 	return res
 }
