@@ -91,6 +91,7 @@ func PlanAdditionalLayerLookups(keyPolicy string, srcRef reference.Named,
 		ref = srcRef.String()
 	}
 	res := make([]AdditionalLayerPlan, 0, len(layers))
+	takenBy := map[digest.Digest]int{} // Layer digests found by layer digest, and by which layer.
 	for index, layer := range layers {
 		plan := AdditionalLayerPlan{Index: index, LayerDigest: layer.Digest}
 		tocDigest, err := toc.GetTOCDigest(layer.Annotations)
@@ -124,12 +125,20 @@ func PlanAdditionalLayerLookups(keyPolicy string, srcRef reference.Named,
 				layerDigest: layer.Digest, size: layer.Size,
 				diffID: lookup.diffID,
 			}
+			if other, ok := takenBy[layer.Digest]; ok {
+				plan.KeyKind, plan.Key = "", ""
+				plan.Verdict, plan.Reason = AdditionalLayerNotConsulted, sameEntryTwiceReason(other)
+				break
+			}
 			plan.inspect(stores, ref, func(path string) (AdditionalLayerVerdict, error) {
 				if _, err := want.check(path); err != nil {
 					return AdditionalLayerRefused, err
 				}
 				return AdditionalLayerFound, nil
 			})
+			if plan.Verdict == AdditionalLayerFound {
+				takenBy[layer.Digest] = index
+			}
 		}
 		res = append(res, plan)
 	}

@@ -161,6 +161,14 @@ func (s *storageImageDestination) tryReusingAdditionalLayerByLayerDigestLocked(
 	lookup additionalLayerStoreLookup,
 ) (bool, private.ReusedBlob) {
 	index := *options.LayerIndex
+	for other, al := range s.lockProtected.indexToAdditionalLayer {
+		if c, ok := al.(*checkedAdditionalLayer); ok && other != index &&
+			c.want.layerDigest == blobDigest {
+			logrus.Debugf("Additional Layer Store: not looking up layer %d (%s): %s", index,
+				blobDigest, sameEntryTwiceReason(other))
+			return false, private.ReusedBlob{}
+		}
+	}
 	store := s.imageRef.transport.store
 	ref := options.SrcRef.String()
 	logrus.Debugf("Additional Layer Store: looking up layer %d by layer digest %s: %s",
@@ -262,9 +270,17 @@ type checkedAdditionalLayer struct {
 func (c *checkedAdditionalLayer) PutAs(id, parent string, names []string) (*storage.Layer, error) {
 	layer, err := c.AdditionalLayer.PutAs(id, parent, names)
 	if err != nil {
-		return layer, err
+		return layer, fmt.Errorf("creating a layer from Additional Layer Store entry %s: %w",
+			c.path, err)
 	}
-	if err := c.want.agrees(layer); err != nil {
+	err = c.want.agrees(layer)
+	if err == nil {
+		// c/storage links the layer to the entry’s diff without looking at it.
+		if _, statErr := os.Stat(filepath.Join(c.path, "diff")); statErr != nil {
+			err = fmt.Errorf("its diff is gone: %w", statErr)
+		}
+	}
+	if err != nil {
 		if delErr := c.store.DeleteLayer(layer.ID); delErr != nil {
 			logrus.Errorf("Deleting layer %s made from a changed Additional Layer Store entry: %v",
 				layer.ID, delErr)
@@ -273,6 +289,13 @@ func (c *checkedAdditionalLayer) PutAs(id, parent string, names []string) (*stor
 			c.path, err)
 	}
 	return layer, nil
+}
+
+// sameEntryTwiceReason explains why a layer whose blob layer other takes from the Additional Layer
+// Store already is not taken from there again.
+func sameEntryTwiceReason(other int) string {
+	return fmt.Sprintf("layer %d of the image takes the same entry, and overlay cannot stack "+
+		"one directory twice", other)
 }
 
 // additionalLayerStore is one Additional Layer Store configured for the overlay driver.

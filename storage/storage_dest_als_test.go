@@ -4,6 +4,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -337,4 +338,26 @@ func lookedUp(h *alsLookups, store storage.Store, dest *storageImageDestination,
 		}
 	}
 	return slices.Compact(res)
+}
+
+func FuzzParseAdditionalLayerStoreKeyPolicy(f *testing.F) {
+	for _, seed := range []string{"", "auto", "toc", "layer", "Layer", "toc ", "\x00", "überlayer"} {
+		f.Add(seed)
+	}
+	accepted := map[string]additionalLayerStoreKeyPolicy{
+		"": alsKeyPolicyAuto, "auto": alsKeyPolicyAuto, "toc": alsKeyPolicyTOC,
+		"layer": alsKeyPolicyLayer,
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		policy, err := parseAdditionalLayerStoreKeyPolicy(value)
+		want, ok := accepted[value]
+		if ok {
+			require.NoError(t, err)
+			assert.Equal(t, want, policy)
+			return
+		}
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), AdditionalLayerStoreKeyEnv)
+		assert.Contains(t, err.Error(), fmt.Sprintf("%q", value))
+	})
 }
