@@ -225,23 +225,7 @@ func (e *env) state(t *testing.T) state {
 
 // checkFiles reads every regular file of img through a container-like mount of its top layer.
 func (e *env) checkFiles(t *testing.T, img *alstest.Image, top string) {
-	want := map[string][]byte{}
-	for _, l := range img.Layers {
-		for _, f := range l.Spec.Files {
-			if !f.Dir && f.Symlink == "" {
-				want[strings.TrimPrefix(f.Path, "/")] = f.Content
-			}
-		}
-	}
-	var paths []string
-	for p := range want {
-		paths = append(paths, p)
-	}
-	got, err := alspull.ReadFiles(e.store, top, paths)
-	require.NoError(t, err)
-	for p, content := range want {
-		assert.Equal(t, content, got[p], p)
-	}
+	require.NoError(t, alspull.VerifyFiles(e.store, top, img.Files()))
 }
 
 // checkIdentity checks that every layer of origins is identified as a full pull of img would

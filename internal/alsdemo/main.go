@@ -126,8 +126,14 @@ func run(label string, withRef bool) (retErr error) {
 		return err
 	}
 	fmt.Printf("   %d of %d layers from the Additional Layer Store; %d of %d layer bytes read "+
-		"from the registry; pull took %s\n\n", fromALS, len(origins), served, total,
+		"from the registry; pull took %s\n", fromALS, len(origins), served, total,
 		elapsed.Round(time.Millisecond))
+	files := img.Files()
+	if err := alspull.VerifyFiles(store, origins[len(origins)-1].Layer.ID, files); err != nil {
+		return err
+	}
+	fmt.Printf("   all %d files of the image read back right through an overlay mount\n\n",
+		len(files))
 	return nil
 }
 

@@ -5,6 +5,7 @@
 package alspull
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -177,4 +178,24 @@ func ShortDigest(d digest.Digest) string {
 		enc = enc[:12]
 	}
 	return d.Algorithm().String() + ":" + enc
+}
+
+// VerifyFiles mounts layer id of store as ReadFiles does and checks that the files at the paths
+// of want have exactly those contents.
+func VerifyFiles(store storage.Store, id string, want map[string][]byte) error {
+	paths := make([]string, 0, len(want))
+	for p := range want {
+		paths = append(paths, p)
+	}
+	got, err := ReadFiles(store, id, paths)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if !bytes.Equal(got[p], want[p]) {
+			return fmt.Errorf("%s read through layer %s has %d bytes that differ from the "+
+				"image’s %d", p, id, len(got[p]), len(want[p]))
+		}
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -242,4 +243,21 @@ func makeConfig(diffIDs []digest.Digest, layers int) ([]byte, error) {
 		})
 	}
 	return json.Marshal(cfg)
+}
+
+// Files returns the contents of every regular file of the image’s root filesystem, by path
+// without a leading "/", as stacking its layers gives them.
+func (img *Image) Files() map[string][]byte {
+	res := map[string][]byte{}
+	for _, l := range img.Layers {
+		for _, f := range l.Spec.Files {
+			p := strings.TrimPrefix(f.Path, "/")
+			if f.Dir || f.Symlink != "" {
+				delete(res, p)
+				continue
+			}
+			res[p] = f.Content
+		}
+	}
+	return res
 }
