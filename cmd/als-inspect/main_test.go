@@ -10,23 +10,18 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
-	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.podman.io/image/v5/internal/alspull"
 	"go.podman.io/image/v5/internal/alstest"
 	"go.podman.io/image/v5/storage"
 	cstorage "go.podman.io/storage"
-	"go.podman.io/storage/pkg/reexec"
 )
 
 func TestMain(m *testing.M) {
-	if reexec.Init() {
+	if alstest.PrepareProcess() {
 		return
 	}
-	os.Setenv("CONTAINERS_STORAGE_CONF", "/dev/null")
-	// c/storage warns on every use and release of a plain directory store.
-	logrus.SetLevel(logrus.ErrorLevel)
 	os.Exit(m.Run())
 }
 

@@ -11,15 +11,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.podman.io/image/v5/internal/alspull"
@@ -295,10 +292,7 @@ func slowStore(t *testing.T, kind string) {
 		DelayMS: 200,
 	}}))
 	origins := e.mustPull(t, ref, 2)
-	checkIdentity(t, img, origins, []string{
-		e.entry(ref, img.Layers[0].Digest),
-		e.entry(ref, img.Layers[1].Digest),
-	})
+	checkIdentity(t, img, origins, e.entries(ref, img))
 }
 
 // unreadableRoot: every lookup under the store’s root fails with EACCES; the image is pulled
@@ -325,10 +319,7 @@ func tocLayerByLayerDigest(t *testing.T, kind string) {
 	e.fill(t, ref, img)
 	e.deny(img)
 	origins := e.mustPull(t, ref, 2)
-	checkIdentity(t, img, origins, []string{
-		e.entry(ref, img.Layers[0].Digest),
-		e.entry(ref, img.Layers[1].Digest),
-	})
+	checkIdentity(t, img, origins, e.entries(ref, img))
 	for _, l := range img.Layers {
 		found, err := e.store.LayersByTOCDigest(l.TOCDigest)
 		if err == nil {
@@ -466,26 +457,14 @@ func manifestList(t *testing.T, kind string) {
 	e := newEnv(t, kind, true)
 	img, err := alstest.BuildImage(layers("list", 2))
 	require.NoError(t, err)
-	index, err := json.Marshal(imgspecv1.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: imgspecv1.MediaTypeImageIndex,
-		Manifests: []imgspecv1.Descriptor{{
-			MediaType: imgspecv1.MediaTypeImageManifest,
-			Digest:    img.ManifestDigest,
-			Size:      int64(len(img.Manifest)),
-			Platform:  &imgspecv1.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		}},
-	})
+	index, err := img.Index()
 	require.NoError(t, err)
 	e.registry.PutIndex("list", "1", index, img)
 	ref := e.registry.Addr() + "/list:1"
 	e.fill(t, ref, img)
 	e.deny(img)
 	origins := e.mustPull(t, ref, 2)
-	checkIdentity(t, img, origins, []string{
-		e.entry(ref, img.Layers[0].Digest),
-		e.entry(ref, img.Layers[1].Digest),
-	})
+	checkIdentity(t, img, origins, e.entries(ref, img))
 }
 
 // concurrentPulls: 8 pulls at once, into one store, of images sharing their two lower layers;
@@ -515,12 +494,7 @@ func concurrentPulls(t *testing.T, kind string) {
 		require.NoError(t, err, "pull %d", i)
 	}
 	for i, ref := range refs {
-		origins := e.mustPull(t, ref, 3)
-		var entries []string
-		for _, l := range imgs[i].Layers {
-			entries = append(entries, e.entry(ref, l.Digest))
-		}
-		checkIdentity(t, imgs[i], origins, entries)
+		checkIdentity(t, imgs[i], e.mustPull(t, ref, 3), e.entries(ref, imgs[i]))
 	}
 	all, err := e.store.Layers()
 	require.NoError(t, err)
@@ -575,10 +549,7 @@ func eioStoreBeforeHealthy(t *testing.T, kind string) {
 	elsewhere, elsewhereRef := e.serve(t, "elsewhere", layers("elsewhere", 2))
 
 	origins := e.mustPull(t, heldRef, 2)
-	checkIdentity(t, held, origins, []string{
-		e.entry(heldRef, held.Layers[0].Digest),
-		e.entry(heldRef, held.Layers[1].Digest),
-	})
+	checkIdentity(t, held, origins, e.entries(heldRef, held))
 	origins = e.mustPull(t, elsewhereRef, 2)
 	checkIdentity(t, elsewhere, origins, []string{"", ""})
 	assert.Empty(t, warnings.take())

@@ -3,6 +3,7 @@ package alsadversarial
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,26 +18,21 @@ import (
 	"go.podman.io/image/v5/internal/alspull"
 	"go.podman.io/image/v5/internal/alstest"
 	"go.podman.io/storage"
-	"go.podman.io/storage/pkg/reexec"
 )
 
 // keyEnv is the fork’s knob, spelled out so that these tests need nothing but public API.
 const keyEnv = "CONTAINERS_ADDITIONAL_LAYER_STORE_KEY"
 
 func TestMain(m *testing.M) {
-	if reexec.Init() {
+	if alstest.PrepareProcess() {
 		return
 	}
-	os.Setenv("CONTAINERS_STORAGE_CONF", "/dev/null")
+	// The fork’s warnings are part of what the cases assert; collect them, print nothing.
 	logrus.SetLevel(logrus.WarnLevel)
 	logrus.AddHook(warnings)
-	logrus.SetOutput(nullWriter{})
+	logrus.SetOutput(io.Discard)
 	os.Exit(m.Run())
 }
-
-type nullWriter struct{}
-
-func (nullWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // warningHook collects the fork’s warnings about Additional Layer Store entries.
 type warningHook struct {
@@ -169,6 +165,15 @@ func (e *env) entry(ref string, key digest.Digest) string {
 		return filepath.Join(e.fix.root, key.String())
 	}
 	return filepath.Join(e.fix.root, alstest.RefDir(ref), key.String())
+}
+
+// entries returns the entry path of every layer of img, looked up by layer digest for ref.
+func (e *env) entries(ref string, img *alstest.Image) []string {
+	var res []string
+	for _, l := range img.Layers {
+		res = append(res, e.entry(ref, l.Digest))
+	}
+	return res
 }
 
 // fill writes a consistent entry for every layer of img, under its layer digest.

@@ -15,14 +15,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/internal/alspull"
 	"go.podman.io/image/v5/internal/alstest"
-	"go.podman.io/storage/pkg/reexec"
 )
 
 func main() {
-	if reexec.Init() {
+	if alstest.PrepareProcess() {
 		return
 	}
 	label := flag.String("label", "this build", "what to call the build in the output")
@@ -42,9 +40,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "alsdemo: the overlay driver with an Additional Layer Store needs root")
 		os.Exit(2)
 	}
-	// The demo’s store does not track use, and c/storage warns about that on every layer.
-	logrus.SetLevel(logrus.ErrorLevel)
-	os.Setenv("CONTAINERS_STORAGE_CONF", "/dev/null")
 	if err := run(*label, *withRef); err != nil {
 		fmt.Fprintf(os.Stderr, "alsdemo (%s): %v\n", *label, err)
 		os.Exit(1)
@@ -52,16 +47,11 @@ func main() {
 }
 
 func run(label string, withRef bool) (retErr error) {
-	img, err := alstest.BuildImage(alstest.DemoLayers())
-	if err != nil {
-		return err
-	}
-	registry, err := alstest.StartRegistry()
+	img, registry, err := serveDemoImage()
 	if err != nil {
 		return err
 	}
 	defer registry.Close()
-	registry.Put("demo/app", "1.0", img)
 	ref := registry.Addr() + "/demo/app:1.0"
 
 	dir, err := os.MkdirTemp("", "alsdemo-")
@@ -143,16 +133,11 @@ func pushDemoImage(dest, alsRoot string) error {
 	if alsRoot == "" {
 		return fmt.Errorf("-push needs -als")
 	}
-	img, err := alstest.BuildImage(alstest.DemoLayers())
-	if err != nil {
-		return err
-	}
-	registry, err := alstest.StartRegistry()
+	img, registry, err := serveDemoImage()
 	if err != nil {
 		return err
 	}
 	defer registry.Close()
-	registry.Put("demo/app", "1.0", img)
 	if err := alspull.Push(context.Background(), registry.Addr()+"/demo/app:1.0", dest); err != nil {
 		return err
 	}
@@ -164,4 +149,19 @@ func pushDemoImage(dest, alsRoot string) error {
 		fmt.Println(img.Layers[i].Digest)
 	}
 	return nil
+}
+
+// serveDemoImage builds the demo image and serves it as demo/app:1.0 from a registry on
+// loopback, which the caller must close.
+func serveDemoImage() (*alstest.Image, *alstest.Registry, error) {
+	img, err := alstest.BuildImage(alstest.DemoLayers())
+	if err != nil {
+		return nil, nil, err
+	}
+	registry, err := alstest.StartRegistry()
+	if err != nil {
+		return nil, nil, err
+	}
+	registry.Put("demo/app", "1.0", img)
+	return img, registry, nil
 }

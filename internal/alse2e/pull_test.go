@@ -11,13 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.podman.io/image/v5/internal/alspull"
 	"go.podman.io/image/v5/internal/alstest"
 	"go.podman.io/storage"
-	"go.podman.io/storage/pkg/reexec"
 )
 
 // keyEnv is the fork’s knob. It is spelled out here, not imported, because these tests must
@@ -28,14 +26,9 @@ const keyEnv = "CONTAINERS_ADDITIONAL_LAYER_STORE_KEY"
 const alsLabel = "skipped: already exists (from additional layer store)"
 
 func TestMain(m *testing.M) {
-	if reexec.Init() {
+	if alstest.PrepareProcess() {
 		return
 	}
-	// Keep the tests independent of storage.conf on the machine.
-	os.Setenv("CONTAINERS_STORAGE_CONF", "/dev/null")
-	// c/storage warns on every use and release of a plain directory store, which does not
-	// track use; the tests assert on outcomes, not on log lines.
-	logrus.SetLevel(logrus.ErrorLevel)
 	os.Exit(m.Run())
 }
 

@@ -22,7 +22,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -730,16 +729,7 @@ func TestRegistryDenyBlobs(t *testing.T) {
 func TestRegistryPutIndex(t *testing.T) {
 	img, err := BuildImage(DemoLayers()[:1])
 	require.NoError(t, err)
-	index, err := json.Marshal(imgspecv1.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: imgspecv1.MediaTypeImageIndex,
-		Manifests: []imgspecv1.Descriptor{{
-			MediaType: imgspecv1.MediaTypeImageManifest,
-			Digest:    img.ManifestDigest,
-			Size:      int64(len(img.Manifest)),
-			Platform:  &imgspecv1.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		}},
-	})
+	index, err := img.Index()
 	require.NoError(t, err)
 	reg, err := StartRegistry()
 	require.NoError(t, err)

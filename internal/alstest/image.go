@@ -261,3 +261,22 @@ func (img *Image) Files() map[string][]byte {
 	}
 	return res
 }
+
+// Index returns an OCI image index that lists img for the running platform, as a registry
+// serves a multi-platform image.
+func (img *Image) Index() ([]byte, error) {
+	index, err := json.Marshal(imgspecv1.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: imgspecv1.MediaTypeImageIndex,
+		Manifests: []imgspecv1.Descriptor{{
+			MediaType: imgspecv1.MediaTypeImageManifest,
+			Digest:    img.ManifestDigest,
+			Size:      int64(len(img.Manifest)),
+			Platform:  &imgspecv1.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding image index: %w", err)
+	}
+	return index, nil
+}
