@@ -359,6 +359,9 @@ func additionalLayerStoreEntryPaths(store storage.Store, key digest.Digest, ref 
 // ref from: the first whose diff, info and blob exist; or, if there is none, the first candidate.
 func additionalLayerStoreEntry(store storage.Store, key digest.Digest, ref string) string {
 	paths := additionalLayerStoreEntryPaths(store, key, ref)
+	if len(paths) == 1 {
+		return paths[0] // The driver had no other place to take it from.
+	}
 	for _, p := range paths {
 		if additionalLayerStoreEntryComplete(p) {
 			return p
