@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 	logrus.SetLevel(logrus.WarnLevel)
 	logrus.AddHook(warnings)
 	logrus.SetOutput(io.Discard)
+	if os.Getenv("ALS_TEST_DEBUG") != "" { // Print c/image’s and c/storage’s debug log.
+		logrus.SetLevel(logrus.DebugLevel)
+		logrus.SetOutput(os.Stderr)
+	}
 	os.Exit(m.Run())
 }
 
