@@ -175,8 +175,10 @@ func (s *storageImageDestination) tryReusingAdditionalLayerByLayerDigestLocked(
 		index, blobDigest, lookup.reason)
 	aLayer, err := store.LookupAdditionalLayer(blobDigest, ref)
 	if errors.Is(err, storage.ErrLayerUnknown) {
-		logrus.Debugf("Additional Layer Store: layer %d (%s) not found at %s", index, blobDigest,
-			strings.Join(additionalLayerStoreEntryPaths(store, blobDigest, ref), ", "))
+		if logrus.IsLevelEnabled(logrus.DebugLevel) {
+			logrus.Debugf("Additional Layer Store: layer %d (%s) not found at %s", index,
+				blobDigest, strings.Join(additionalLayerStoreEntryPaths(store, blobDigest, ref), ", "))
+		}
 		return false, private.ReusedBlob{}
 	}
 	path := additionalLayerStoreEntry(store, blobDigest, ref)
