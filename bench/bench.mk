@@ -1,5 +1,5 @@
-# The benchmark of the restored lookup: GNUmakefile includes this file. `make bench` is not part
-# of `make test` (its timings are noisy); `make test` runs only bench-smoke, which checks it completes.
+# The benchmark of the restored lookup: GNUmakefile includes this file. `make bench` is not
+# part of `make test` (its timings are noisy); `make test` runs only bench-smoke.
 
 .PHONY: bench
 bench: tree pristine ## time pulls via an ALS against upstream and v5.30.1 (docs/benchmarks.md)
