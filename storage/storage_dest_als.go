@@ -176,8 +176,9 @@ func (s *storageImageDestination) tryReusingAdditionalLayerByLayerDigestLocked(
 	aLayer, err := store.LookupAdditionalLayer(blobDigest, ref)
 	if errors.Is(err, storage.ErrLayerUnknown) {
 		if logrus.IsLevelEnabled(logrus.DebugLevel) {
+			paths := additionalLayerStoreEntryPaths(store, blobDigest, ref)
 			logrus.Debugf("Additional Layer Store: layer %d (%s) not found at %s", index,
-				blobDigest, strings.Join(additionalLayerStoreEntryPaths(store, blobDigest, ref), ", "))
+				blobDigest, strings.Join(paths, ", "))
 		}
 		return false, private.ReusedBlob{}
 	}

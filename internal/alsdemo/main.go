@@ -37,7 +37,7 @@ func main() {
 		return
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "alsdemo: the overlay driver with an Additional Layer Store needs root")
+		fmt.Fprintln(os.Stderr, "alsdemo: the overlay driver with a layer store needs root")
 		os.Exit(2)
 	}
 	if err := run(*label, *withRef); err != nil {
@@ -138,7 +138,8 @@ func pushDemoImage(dest, alsRoot string) error {
 		return err
 	}
 	defer registry.Close()
-	if err := alspull.Push(context.Background(), registry.Addr()+"/demo/app:1.0", dest); err != nil {
+	src := registry.Addr() + "/demo/app:1.0"
+	if err := alspull.Push(context.Background(), src, dest); err != nil {
 		return err
 	}
 	for i := range img.Layers {
