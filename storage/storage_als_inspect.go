@@ -17,22 +17,6 @@ import (
 	"go.podman.io/storage/pkg/chunked/toc"
 )
 
-// AdditionalLayerStore is one Additional Layer Store as configured for the overlay driver.
-type AdditionalLayerStore struct {
-	Root          string
-	WithReference bool // Configured with ":ref": entries are under a directory per image reference.
-}
-
-// ParseAdditionalLayerStores parses a value of the overlay driver’s additionallayerstore option,
-// "/path[:ref][,/path[:ref]…]", as the driver reads it.
-func ParseAdditionalLayerStores(value string) []AdditionalLayerStore {
-	var res []AdditionalLayerStore
-	for _, a := range parseAdditionalLayerStores(value) {
-		res = append(res, AdditionalLayerStore{Root: a.root, WithReference: a.withRef})
-	}
-	return res
-}
-
 // AdditionalLayerVerdict is what a pull does with the Additional Layer Store for one layer.
 type AdditionalLayerVerdict string
 
@@ -152,15 +136,17 @@ func (p *AdditionalLayerPlan) inspect(stores []AdditionalLayerStore, ref string,
 ) {
 	var incomplete []string
 	for _, s := range stores {
-		path := additionalLayerStore{root: s.Root, withRef: s.WithReference}.entry(p.Key, ref)
+		path := s.entry(p.Key, ref)
 		p.Paths = append(p.Paths, path)
 		if p.Entry != "" {
 			continue
 		}
-		if additionalLayerStoreEntryComplete(path) {
+		missing := missingEntryFiles(path)
+		if len(missing) == 0 {
 			p.Entry = path
-		} else if missing := missingEntryFiles(path); missing != "" {
-			incomplete = append(incomplete, fmt.Sprintf("%s lacks %s", path, missing))
+		} else if _, err := os.Stat(path); err == nil { // An entry, but a partial one.
+			incomplete = append(incomplete, fmt.Sprintf("%s lacks %s", path,
+				strings.Join(missing, ", ")))
 		}
 	}
 	if p.Entry == "" {
@@ -173,21 +159,6 @@ func (p *AdditionalLayerPlan) inspect(stores []AdditionalLayerStore, ref string,
 	if err != nil {
 		p.Problem = err.Error()
 	}
-}
-
-// missingEntryFiles lists which of diff, info and blob the directory path lacks, or returns ""
-// if path does not exist at all.
-func missingEntryFiles(path string) string {
-	if _, err := os.Stat(path); err != nil {
-		return ""
-	}
-	var missing []string
-	for _, name := range []string{"diff", "info", "blob"} {
-		if _, err := os.Stat(filepath.Join(path, name)); err != nil {
-			missing = append(missing, name)
-		}
-	}
-	return strings.Join(missing, ", ")
 }
 
 // checkTOCEntry judges an entry found by TOC digest by upstream’s rules: c/storage must be able

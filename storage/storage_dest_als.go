@@ -301,24 +301,24 @@ func sameEntryTwiceReason(other int) string {
 		"one directory twice", other)
 }
 
-// additionalLayerStore is one Additional Layer Store configured for the overlay driver.
-type additionalLayerStore struct {
-	root    string
-	withRef bool // The store is keyed by image reference as well (the ":ref" option).
+// AdditionalLayerStore is one Additional Layer Store as configured for the overlay driver.
+type AdditionalLayerStore struct {
+	Root          string
+	WithReference bool // Configured with ":ref": entries are under a directory per image reference.
 }
 
 // entry returns the directory a lookup by key for the image reference ref reads in the store.
-func (a additionalLayerStore) entry(key digest.Digest, ref string) string {
-	if a.withRef {
-		return filepath.Join(a.root, base64.StdEncoding.EncodeToString([]byte(ref)), key.String())
+func (a AdditionalLayerStore) entry(key digest.Digest, ref string) string {
+	if a.WithReference {
+		return filepath.Join(a.Root, base64.StdEncoding.EncodeToString([]byte(ref)), key.String())
 	}
-	return filepath.Join(a.root, key.String())
+	return filepath.Join(a.Root, key.String())
 }
 
 // additionalLayerStores returns the Additional Layer Stores configured for store’s graph driver,
 // in the order the overlay driver consults them.
-func additionalLayerStores(store storage.Store) []additionalLayerStore {
-	var res []additionalLayerStore
+func additionalLayerStores(store storage.Store) []AdditionalLayerStore {
+	var res []AdditionalLayerStore
 	for _, option := range store.GraphOptions() {
 		key, value, err := parsers.ParseKeyValueOpt(option)
 		if err != nil || value == "" {
@@ -332,18 +332,22 @@ func additionalLayerStores(store storage.Store) []additionalLayerStore {
 			(driver != "" && driver != "overlay" && driver != "overlay2") {
 			continue
 		}
-		res = append(res, parseAdditionalLayerStores(value)...)
+		res = append(res, ParseAdditionalLayerStores(value)...)
 	}
 	return res
 }
 
-// parseAdditionalLayerStores parses a value of the overlay driver’s additionallayerstore option,
-// "/path[:ref][,/path[:ref]…]". The driver refuses invalid values before any lookup happens.
-func parseAdditionalLayerStores(value string) []additionalLayerStore {
-	var res []additionalLayerStore
+// ParseAdditionalLayerStores parses a value of the overlay driver’s additionallayerstore option,
+// "/path[:ref][,/path[:ref]…]", as the driver reads it. The driver refuses invalid values before
+// any lookup happens.
+func ParseAdditionalLayerStores(value string) []AdditionalLayerStore {
+	var res []AdditionalLayerStore
 	for spec := range strings.SplitSeq(value, ",") {
 		root, opts, _ := strings.Cut(spec, ":")
-		res = append(res, additionalLayerStore{root: filepath.Clean(root), withRef: opts == "ref"})
+		res = append(res, AdditionalLayerStore{
+			Root:          filepath.Clean(root),
+			WithReference: opts == "ref",
+		})
 	}
 	return res
 }
@@ -379,10 +383,17 @@ func additionalLayerStoreEntry(store storage.Store, key digest.Digest, ref strin
 // additionalLayerStoreEntryComplete reports whether the entry at path has the files the overlay
 // driver requires before it uses the entry.
 func additionalLayerStoreEntryComplete(path string) bool {
+	return len(missingEntryFiles(path)) == 0
+}
+
+// missingEntryFiles returns which of the files the overlay driver requires the entry at path
+// lacks.
+func missingEntryFiles(path string) []string {
+	var missing []string
 	for _, name := range []string{"diff", "info", "blob"} {
 		if _, err := os.Stat(filepath.Join(path, name)); err != nil {
-			return false
+			missing = append(missing, name)
 		}
 	}
-	return true
+	return missing
 }

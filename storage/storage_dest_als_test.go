@@ -62,7 +62,7 @@ func TestAdditionalLayerStores(t *testing.T) {
 	})
 	key := digest.Digest("sha256:" + strings.Repeat("a", 64))
 	ref := "registry.example/ns/image:tag"
-	assert.Equal(t, []additionalLayerStore{{root: a}, {root: b, withRef: true}},
+	assert.Equal(t, []AdditionalLayerStore{{Root: a}, {Root: b, WithReference: true}},
 		additionalLayerStores(store))
 	assert.Equal(t, []string{
 		filepath.Join(a, key.String()),

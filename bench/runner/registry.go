@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,10 +16,9 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/internal/alspull"
 	"go.podman.io/image/v5/oci/layout"
-	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 )
 
@@ -123,20 +121,10 @@ func (r *registry) push(img *builtImage) error {
 	if err != nil {
 		return err
 	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{
-		Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()},
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = policy.Destroy() }()
-	_, err = copy.Image(context.Background(), policy, dest, src, &copy.Options{
-		ReportWriter: io.Discard,
-		DestinationCtx: &types.SystemContext{
-			DockerInsecureSkipTLSVerify: types.OptionalBoolTrue,
-			DockerRegistryUserAgent:     "image-als-bench push",
-		},
-	})
+	err = alspull.Copy(context.Background(), src, dest, &types.SystemContext{
+		DockerInsecureSkipTLSVerify: types.OptionalBoolTrue,
+		DockerRegistryUserAgent:     "image-als-bench push",
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", r.ref(img), err)
 	}

@@ -81,6 +81,15 @@ func copyFromRegistry(ctx context.Context, src string, destRef types.ImageRefere
 	if err != nil {
 		return fmt.Errorf("parsing %q: %w", src, err)
 	}
+	insecure := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	return Copy(ctx, srcRef, destRef, insecure, progress)
+}
+
+// Copy copies srcRef to destRef with sys for both, accepting any signature, writing the copy’s
+// progress output to progress (which may be nil).
+func Copy(ctx context.Context, srcRef, destRef types.ImageReference, sys *types.SystemContext,
+	progress io.Writer,
+) error {
 	policy, err := signature.NewPolicyContext(&signature.Policy{
 		Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()},
 	})
@@ -91,11 +100,10 @@ func copyFromRegistry(ctx context.Context, src string, destRef types.ImageRefere
 	if progress == nil {
 		progress = io.Discard
 	}
-	insecure := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
 	_, err = copy.Image(ctx, policy, destRef, srcRef, &copy.Options{
 		ReportWriter:       progress,
-		SourceCtx:          insecure,
-		DestinationCtx:     insecure,
+		SourceCtx:          sys,
+		DestinationCtx:     sys,
 		ImageListSelection: copy.CopySystemImage,
 	})
 	return err
